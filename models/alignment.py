@@ -1,0 +1,157 @@
+"""Face alignment: a least-squares similarity transform from the 5 MTCNN landmarks to an
+embedder's template, then a warp to the embedder's input size.
+
+Coordinates follow one convention throughout: pixel (i, j) has its centre at x = i, y = j.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class AlignmentTemplate:
+    """Where the 5 landmarks (MTCNN order) should land in an output crop of size x size px."""
+
+    name: str
+    size: int  # output side in px
+    points: np.ndarray  # (5, 2) float32 x, y in output px
+
+    def __post_init__(self) -> None:
+        assert self.points.shape == (5, 2), f"template needs (5, 2) points, got {self.points.shape}"
+
+
+# Mean MTCNN landmark positions inside the chip that dlib.get_face_chip(img, shape5, size=150,
+# padding=0.25) cuts for dlib's face recognition ResNet. Measured by `python -m
+# bench.derive_templates` over LFW DevTrain photos, mapping MTCNN's landmarks through the
+# exact image-to-chip transform dlib used for each photo.
+DLIB_CHIP_150 = AlignmentTemplate(
+    name="dlib-chip-150",
+    size=150,
+    points=np.array(
+        [
+            [51.0, 59.0],
+            [98.0, 59.0],
+            [74.5, 87.0],
+            [55.0, 111.0],
+            [95.0, 111.0],
+        ],
+        dtype=np.float32,
+    ),
+)
+
+# Mean MTCNN landmark positions inside facenet-pytorch's own crop (the MTCNN box resized to
+# 160x160), so a similarity warp gives InceptionResnetV1 the framing it was trained on.
+FACENET_160 = AlignmentTemplate(
+    name="facenet-160",
+    size=160,
+    points=np.array(
+        [
+            [54.0, 72.0],
+            [106.0, 72.0],
+            [80.0, 102.0],
+            [58.0, 128.0],
+            [102.0, 128.0],
+        ],
+        dtype=np.float32,
+    ),
+)
+
+
+def estimate_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Fit the similarity transform (rotation, uniform scale, translation) that maps
+    `source` points onto `target` points in the least-squares sense (Umeyama, 1991).
+
+    Args:
+        source: (N, 2) points, N >= 2.
+        target: (N, 2) points.
+
+    Returns:
+        (2, 3) float64 matrix M with target ~= M[:, :2] @ source + M[:, 2].
+    """
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    assert source.shape == target.shape and source.shape[0] >= 2, "need matching (N >= 2, 2) point sets"
+
+    source_mean = source.mean(axis=0)
+    target_mean = target.mean(axis=0)
+    source_centered = source - source_mean
+    target_centered = target - target_mean
+
+    # Cross-covariance (2, 2); its SVD gives the optimal rotation.
+    covariance = target_centered.T @ source_centered / len(source)
+    u, singular_values, vt = np.linalg.svd(covariance)
+    reflection = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        reflection[1, 1] = -1.0  # keep a proper rotation, never a mirror image
+    rotation = u @ reflection @ vt
+
+    source_variance = (source_centered**2).sum() / len(source)
+    if source_variance <= 0:
+        raise ValueError("landmarks coincide: cannot fit a similarity transform")
+    scale = float(np.trace(np.diag(singular_values) @ reflection)) / source_variance
+
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = target_mean - matrix[:, :2] @ source_mean
+    return matrix
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine matrix to (N, 2) points."""
+    return np.asarray(points, np.float64) @ matrix[:, :2].T + matrix[:, 2]
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """Invert a (2, 3) affine matrix."""
+    linear_inverse = np.linalg.inv(matrix[:, :2])
+    return np.hstack([linear_inverse, (-linear_inverse @ matrix[:, 2])[:, None]])
+
+
+def warp_face(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Warp an (H, W, 3) uint8 image with `matrix` (image px -> crop px) to a (size, size, 3) crop.
+
+    Large faces are first shrunk by an integer factor with box filtering, so the bilinear
+    warp never skips source pixels (which would alias).
+    """
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))  # crop px per image px
+    inverse = invert_affine(matrix)  # crop px -> image px
+
+    # The region of the image the crop covers, with a margin for bilinear sampling.
+    corners = transform_points(inverse, np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]]))
+    height, width = image.shape[:2]
+    x0 = int(max(0, np.floor(corners[:, 0].min()) - 2))
+    y0 = int(max(0, np.floor(corners[:, 1].min()) - 2))
+    x1 = int(min(width, np.ceil(corners[:, 0].max()) + 3))
+    y1 = int(min(height, np.ceil(corners[:, 1].max()) + 3))
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((size, size, 3), np.uint8)  # the crop lies wholly outside the image
+
+    region = Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1]))
+    inverse = inverse.copy()
+    inverse[:, 2] -= (x0, y0)  # now crop px -> region px
+
+    reduce_factor = int(np.floor(1.0 / scale)) if scale < 0.5 else 1
+    if reduce_factor > 1:
+        region = region.reduce(reduce_factor)
+        # Pixel k of the reduced image averages source pixels k*f .. k*f+f-1, centred at
+        # k*f + (f-1)/2, so x_reduced = (x - (f-1)/2) / f.
+        inverse = inverse / reduce_factor
+        inverse[:, 2] -= (reduce_factor - 1) / (2 * reduce_factor)
+
+    # PIL samples output pixel i at (i + 0.5) in a frame where pixel centres sit at k + 0.5,
+    # so shift the translation to keep centres at integer coordinates.
+    a, b, c = inverse[0]
+    d, e, f = inverse[1]
+    coefficients = (a, b, c + 0.5 - 0.5 * (a + b), d, e, f + 0.5 - 0.5 * (d + e))
+    crop = region.transform((size, size), Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR)
+    return np.asarray(crop)
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, template: AlignmentTemplate) -> np.ndarray:
+    """Cut the aligned (size, size, 3) uint8 crop of one face from its 5 landmarks."""
+    matrix = estimate_similarity(landmarks, template.points)
+    return warp_face(image, matrix, template.size)
