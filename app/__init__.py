@@ -1,0 +1,1 @@
+"""The facegate HTTP service: API routes, services and the gallery store."""
