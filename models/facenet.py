@@ -113,7 +113,8 @@ def download_weights(
         try:
             digest = hashlib.sha256()
             with urllib.request.urlopen(url, timeout=timeout_s) as response:
-                total = response.length
+                declared = response.headers.get("Content-Length")
+                total = int(declared) if declared and declared.isdigit() else None
                 received = 0
                 while chunk := response.read(1 << 20):
                     partial.write(chunk)
