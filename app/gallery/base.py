@@ -24,6 +24,9 @@ from models.errors import FacegateError
 
 MAX_NAME_LENGTH = 200  # characters, after stripping surrounding whitespace
 MAX_METADATA_BYTES = 16 * 1024  # UTF-8 bytes of the compact JSON text
+# Nested objects and lists, counting the metadata object itself. Pydantic 2 stops serializing
+# at about 255 levels, so much deeper metadata would make every response that returns it fail.
+MAX_METADATA_DEPTH = 32
 # Tolerated |norm - 1| of an enrolled embedding: float32 normalisation leaves about 1e-7.
 UNIT_NORM_TOLERANCE = 1e-3
 
@@ -196,13 +199,34 @@ def validate_name(name: object) -> str:
             value=name,
             hint="Remove the control characters from the name.",
         )
+    # Category Cs: an unpaired surrogate (a JSON escape such as \ud800) has no UTF-8 encoding.
+    if any(unicodedata.category(character) == "Cs" for character in stripped):
+        raise InvalidIdentityError(
+            "Identity name contains an unpaired UTF-16 surrogate, which is not valid Unicode text.",
+            value=name.encode("utf-8", "backslashreplace").decode("ascii"),
+            hint="Escape characters outside the Basic Multilingual Plane as a complete surrogate pair.",
+        )
     return stripped
 
 
 def encode_metadata(metadata: object) -> str:
     """Check identity metadata and return it as compact JSON text."""
+    depth = _nesting_depth(metadata)
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidIdentityError(
+            f"Identity metadata is nested {depth} levels deep, more than the maximum of "
+            f"{MAX_METADATA_DEPTH}.",
+            value=depth,
+            hint="Flatten the metadata object.",
+        )
     text = _encode_json_object(metadata, "Identity metadata", InvalidIdentityError)
-    size = len(text.encode("utf-8"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidIdentityError(
+            "Identity metadata contains an unpaired UTF-16 surrogate, which is not valid Unicode text.",
+            hint="Escape characters outside the Basic Multilingual Plane as a complete surrogate pair.",
+        ) from exc
     if size > MAX_METADATA_BYTES:
         raise InvalidIdentityError(
             f"Identity metadata takes {size} bytes as JSON, more than the maximum of "
@@ -316,6 +340,23 @@ def validate_page(offset: int, limit: int) -> None:
     """Reject a negative offset or limit."""
     if offset < 0 or limit < 0:
         raise ValueError(f"offset and limit must be >= 0, got offset={offset}, limit={limit}.")
+
+
+def _nesting_depth(value: object) -> int:
+    """Return how many dicts and lists are nested in `value` at its deepest point."""
+    deepest = 0
+    pending = [(value, 1)]  # iterative, so that deep input cannot exhaust the Python stack
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, (list, tuple)):
+            children = list(item)
+        else:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _encode_json_object(value: object, what: str, error: type[GalleryError]) -> str:

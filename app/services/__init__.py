@@ -1,0 +1,1 @@
+"""Request-level work between the routes and the models: decoding, matching, enrollment."""
