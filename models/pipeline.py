@@ -109,10 +109,10 @@ class FacePipeline:
         *,
         embed: bool = True,
         keep_crops: bool = False,
-        max_faces: int | None = None,
+        max_faces: int | None | Sequence[int | None] = None,
     ) -> list[Analysis]:
         """Like `analyze` over several images; equal-size images share one detector batch and
-        all crops share embedder batches."""
+        all crops share embedder batches. `max_faces` is one limit for all images or one per image."""
         for image in images:
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
@@ -123,10 +123,11 @@ class FacePipeline:
             detect_ms = (time.perf_counter() - start) * 1000
 
             # Largest face first; keep at most max_faces per image.
-            for index, image_detections in enumerate(detections):
+            limits = max_faces if isinstance(max_faces, Sequence) else [max_faces] * len(images)
+            for index, (image_detections, limit) in enumerate(zip(detections, limits)):
                 image_detections.sort(key=lambda d: d.area_px, reverse=True)
-                if max_faces is not None:
-                    detections[index] = image_detections[:max_faces]
+                if limit is not None:
+                    detections[index] = image_detections[:limit]
 
             start = time.perf_counter()
             crops = [

@@ -69,7 +69,7 @@ async def enroll(request: Request, response: Response, service: ServiceDep) -> d
 async def identify(request: Request, service: ServiceDep) -> dict:
     """Find every face in the photo and match each against the gallery."""
     parsed = await _single_image(request, service)
-    options = parse_options(IdentifyOptions, parsed.fields)
+    options = parse_options(IdentifyOptions, {"top_k": service.settings.default_top_k, **parsed.fields})
     return await run_in_threadpool(service.identify, parsed.images[0], options)
 
 
