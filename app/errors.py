@@ -1,6 +1,6 @@
 """RFC 9457 problem details for every error the service returns.
 
-Domain errors (subclasses of models.errors.FacegateError) map to a status by class; the
+Domain errors (subclasses of models.errors.FacegateError) map to a status by class. The
 problem `type` is a stable URN built from the error's code, so clients can branch on it.
 """
 
@@ -85,6 +85,12 @@ class UnsupportedMediaTypeError(model_errors.FacegateError):
 
 class ModelNotReadyError(model_errors.FacegateError):
     code = "model-not-ready"
+
+
+class StartupFailedError(ModelNotReadyError):
+    """The models or the gallery failed to load; `value` is the underlying problem's code."""
+
+    code = "startup-failed"
 
 
 class AuthenticationError(model_errors.FacegateError):
@@ -223,6 +229,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def handle_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # FastAPI turns any error raised while it reads a route's body into a 400; a domain
+        # error from the body stream (the size limit's RequestTooLargeError) keeps its own status.
+        if isinstance(error.__cause__, model_errors.FacegateError):
+            return problem_from_error(error.__cause__, instance=request.url.path)
         code = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
         hint = {
             404: "Check the path; the OpenAPI description at /docs lists every route.",

@@ -17,6 +17,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from app.errors import InvalidInputError, RequestTooLargeError, UnsupportedMediaTypeError
@@ -59,8 +60,8 @@ async def parse_request(
             allow_no_images=allow_no_images,
         )
     finally:
-        # Closes the multipart files (spooled to disk above 1 MiB), which nothing else closes
-        # for a form that the route reads itself; their bytes are copied by then.
+        # Nothing else closes the files of a form that the route reads itself. Starlette
+        # spools them to disk above 1 MiB, and their bytes are copied by now.
         await request.close()
 
 
@@ -79,11 +80,14 @@ async def _parse_request(
     if content_type == "multipart/form-data":
         try:
             form = await request.form(max_files=max_images + 1, max_fields=100)
-        except MultiPartException as exc:
+        except (MultiPartException, HTTPException) as exc:
+            # Starlette turns a MultiPartException into HTTPException(400) when it parses the form.
+            reason = exc.message if isinstance(exc, MultiPartException) else exc.detail
             raise InvalidInputError(
-                f"Invalid multipart body: {exc.message}",
+                f"Invalid multipart body: {reason}",
                 field="body",
-                hint=f"Send at most {max_images} files in the field 'images' as multipart/form-data.",
+                hint=f"Send multipart/form-data with a boundary and at most {max_images} file(s) "
+                f"in the field {image_fields[0]!r}.",
             ) from exc
         for key, value in form.multi_items():
             if key in image_fields:
@@ -112,7 +116,9 @@ async def _parse_request(
             ) from exc
         if not isinstance(payload, dict):
             raise InvalidInputError(
-                f"The JSON body must be an object, got {type(payload).__name__}.", field="body", hint=None
+                f"The JSON body must be an object, got {type(payload).__name__}.",
+                field="body",
+                hint=f'Send a JSON object such as {{"{image_fields[0]}": "<base64>"}}.',
             )
         for key, value in payload.items():
             if key in image_fields:

@@ -1,6 +1,6 @@
 """What one app instance holds: settings, metrics, and the models and gallery once loaded.
 
-Models load in a background thread at start-up, so /healthz answers at once and /readyz
+Models load in a background thread at start-up, so /healthz responds at once and /readyz
 reports false until the pipeline is loaded and warmed up.
 """
 
@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from app.errors import ModelNotReadyError
+from app.errors import ModelNotReadyError, StartupFailedError
 from app.gallery.base import GalleryStore
 from app.gallery.sqlite import SqliteGalleryStore
 from app.metrics import Metrics
@@ -82,7 +82,13 @@ class Runtime:
         if self._service is not None:
             return self._service
         if self.load_error is not None:
-            raise self.load_error
+            # Whatever stopped the start (a missing weights file, a gallery made by another
+            # embedder), the service cannot serve: 503, with the original problem's words.
+            raise StartupFailedError(
+                f"The service failed to start: {self.load_error.message}",
+                value=self.load_error.code,
+                hint=self.load_error.hint,
+            )
         raise ModelNotReadyError(
             "The models are still loading.", hint="Retry in a few seconds; GET /readyz reports when ready."
         )

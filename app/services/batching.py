@@ -1,7 +1,7 @@
 """Micro-batching of concurrent pipeline calls.
 
-Request threads submit one image each; a single worker thread takes whatever is queued (up
-to `max_batch` images, waiting at most `max_wait_ms` after the first) and runs them as one
+Request threads submit one image each. A single worker thread takes whatever is queued, up
+to `max_batch` images and waiting at most `max_wait_ms` after the first, and runs them as one
 `FacePipeline.analyze_batch` call. MTCNN and the embedder run one batched pass instead of
 several small ones, which raises throughput under concurrent load; a lone request waits at
 most `max_wait_ms` more.

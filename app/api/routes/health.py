@@ -17,13 +17,13 @@ metrics_router = APIRouter(tags=["health"])
 
 @router.get("/healthz", response_model=Health)
 async def healthz() -> dict:
-    """The process is up and serving HTTP."""
+    """Report that the process is up and serving HTTP."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """Models are loaded and the gallery answers; 503 until then, with the reason."""
+    """Report whether the models are loaded and the gallery responds (503 with the reason if not)."""
     embedder = runtime.settings.embedder
     if not runtime.ready:
         detail = str(runtime.load_error) if runtime.load_error else "models are loading"

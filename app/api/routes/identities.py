@@ -13,11 +13,14 @@ from app.services.recognition import identity_summary
 
 router = APIRouter(prefix="/identities", tags=["identities"])
 
+# SQLite binds integers as signed 64-bit; a larger offset would fail inside the store.
+MAX_OFFSET = 2**63 - 1
+
 
 @router.get("", response_model=IdentityPage)
 async def list_identities(
     service: ServiceDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     name: Annotated[str | None, Query(max_length=200, description="Case-insensitive substring of the name.")] = None,
 ) -> dict:
