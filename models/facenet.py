@@ -28,7 +28,7 @@ WEIGHTS_URL = f"https://github.com/timesler/facenet-pytorch/releases/download/v2
 # SHA-256 of the released file (111,898,327 bytes), as several independent projects pin it.
 # NOTE: not recomputed here, because the file cannot be fetched from the development machines.
 WEIGHTS_SHA256 = "281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b"
-# Where `facegate models download` puts the file and where the embedder looks by default.
+# Folder that `facegate models download` writes to and the embedder reads from by default.
 ENV_MODELS_DIR = "FACEGATE_MODELS_DIR"
 DEFAULT_MODELS_DIR = Path("var") / "models"
 

@@ -78,9 +78,12 @@ def resolve_device(device: str) -> torch.device:
 
 
 class FacePipeline:
-    """Models are loaded once in the constructor. Calls are serialised by a lock, because
-    the detector and torch's intra-op thread pool are shared; run it from one worker thread
-    (or a single-thread executor) for the best throughput."""
+    """Face pipeline whose models are loaded once, in the constructor.
+
+    A lock serialises calls, because the detector and torch's intra-op thread pool are shared.
+    Concurrent callers get the best throughput by batching their images (see
+    app.services.batching).
+    """
 
     def __init__(self, config: PipelineConfig | None = None) -> None:
         self.config = config or PipelineConfig()

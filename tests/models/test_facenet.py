@@ -94,27 +94,20 @@ def test_download_weights_unreachable_source(tmp_path: Path) -> None:
         download_weights((tmp_path / "absent.pt").as_uri(), tmp_path / "out.pt", sha256="0" * 64)
 
 
-def test_cli_models_download_file_url(weights_file: Path, tmp_path: Path) -> None:
-    destination = tmp_path / "cli" / "facenet.pt"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "models",
-            "download",
-            "facenet-vggface2",
-            "--url",
-            weights_file.as_uri(),
-            "--sha256",
-            sha256_of(weights_file),
-            "--dest",
-            str(destination),
-        ],
+def run_download_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "models", "download", "facenet-vggface2", *args],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
         timeout=120,
+    )
+
+
+def test_cli_models_download_file_url(weights_file: Path, tmp_path: Path) -> None:
+    destination = tmp_path / "cli" / "facenet.pt"
+    completed = run_download_cli(
+        "--url", weights_file.as_uri(), "--sha256", sha256_of(weights_file), "--dest", str(destination)
     )
     assert completed.returncode == 0, completed.stderr
     assert destination.is_file()
@@ -122,23 +115,6 @@ def test_cli_models_download_file_url(weights_file: Path, tmp_path: Path) -> Non
 
 
 def test_cli_models_download_bad_checksum_exit_code(weights_file: Path, tmp_path: Path) -> None:
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "models",
-            "download",
-            "facenet-vggface2",
-            "--url",
-            weights_file.as_uri(),
-            "--dest",
-            str(tmp_path / "facenet.pt"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=120,
-    )
+    completed = run_download_cli("--url", weights_file.as_uri(), "--dest", str(tmp_path / "facenet.pt"))
     assert completed.returncode == 2
     assert "SHA-256" in completed.stderr
