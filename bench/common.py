@@ -46,7 +46,13 @@ CACHE_VERSION = 1
 
 # Source files whose content is part of the cache key, so an edit to the warp, the template
 # constants or the detector's post-processing invalidates cached embeddings.
-KEYED_SOURCES = ("models/alignment.py", "models/detector.py")
+KEYED_SOURCES = (
+    "models/alignment.py",
+    "models/detector.py",
+    "models/embedders.py",
+    "models/pipeline.py",
+    "models/dlib_resnet.py",
+)
 
 BATCH_SIZE = 16  # images per analyze_batch call; LFW photos are all 250x250, so one MTCNN batch
 SAVE_EVERY_S = 60.0  # seconds between partial cache saves while embedding
@@ -79,6 +85,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=BATCH_SIZE, help=f"images per pipeline call (default: {BATCH_SIZE})"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--no-tta",
+        action="store_true",
+        help="embed one crop per face instead of averaging the embedder's test-time views",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, the table on stderr")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -211,6 +222,7 @@ def cache_key(
     detector: DetectorConfig,
     weights: str | os.PathLike | None = None,
     sources: Sequence[Path] | None = None,
+    test_time_augmentation: bool = True,
 ) -> str:
     """Return a hex digest of everything that decides a cached embedding.
 
@@ -227,6 +239,7 @@ def cache_key(
             for field in dataclasses.fields(template)
         },
         "detector": dataclasses.asdict(detector),
+        "test_time_augmentation": test_time_augmentation,
         "sources": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in source_paths},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -266,6 +279,7 @@ class EmbeddingCache:
             pipeline.embedder.template,
             pipeline.config.detector,
             pipeline.config.embedder_weights,
+            test_time_augmentation=pipeline.config.test_time_augmentation,
         )
         return cls(cache_dir / f"{pipeline.embedder_id}-{key[:16]}.npz", pipeline.embedder.dimension)
 
@@ -321,8 +335,10 @@ class EmbeddingTable:
         return {path: row for row, path in enumerate(self.paths)}
 
 
-def build_pipeline(embedder: str, device: str, threads: int | None) -> FacePipeline:
-    return FacePipeline(PipelineConfig(embedder=embedder, device=device, num_threads=threads))
+def build_pipeline(embedder: str, device: str, threads: int | None, *, tta: bool = True) -> FacePipeline:
+    return FacePipeline(
+        PipelineConfig(embedder=embedder, device=device, num_threads=threads, test_time_augmentation=tta)
+    )
 
 
 def central_face(detections: Sequence[Detection], width: int, height: int) -> int:
@@ -352,8 +368,9 @@ def embed_images(
     """Embed the central face of each photo (paths relative to images_dir), end to end from the
     JPEG file, reusing and filling the cache.
 
-    Photos are decoded with load_image and run through FacePipeline.analyze_batch; no quality
-    policy is applied, because the benchmark measures every detected face. Partial results are
+    Photos are decoded with load_image and run through FacePipeline.analyze_batch, as the
+    service runs them; no quality policy is applied, because the benchmark measures every
+    detected face. Partial results are
     saved every SAVE_EVERY_S seconds and on exit (an interrupt included), so a rerun resumes.
     """
     # tqdm is a benchmark-only dependency; the protocol tests import this module without it.
@@ -368,18 +385,14 @@ def embed_images(
             for chunk_start in range(0, len(todo), batch_size):
                 chunk = todo[chunk_start : chunk_start + batch_size]
                 images = [load_image(images_dir / path) for path in chunk]
-                analyses = pipeline.analyze_batch(images, embed=False, keep_crops=True)
-
-                # Only the chosen face of each photo goes through the embedder.
-                chosen_crops = []
+                # The service's own path: every face is embedded, then the central one is kept.
+                analyses = pipeline.analyze_batch(images, embed=True)
                 for path, analysis in zip(chunk, analyses):
+                    embedding = None
                     if analysis.faces:
                         detections = [face.detection for face in analysis.faces]
-                        choice = central_face(detections, analysis.width, analysis.height)
-                        chosen_crops.append(analysis.faces[choice].crop)
-                embeddings = iter(pipeline.embed_crops(np.stack(chosen_crops)) if chosen_crops else [])  # (F, D)
-                for path, analysis in zip(chunk, analyses):
-                    cache.put(path, next(embeddings) if analysis.faces else None, len(analysis.faces))
+                        embedding = analysis.faces[central_face(detections, analysis.width, analysis.height)].embedding
+                    cache.put(path, embedding, len(analysis.faces))
 
                 bar.update(len(chunk))
                 if time.perf_counter() - last_save > SAVE_EVERY_S:

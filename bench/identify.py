@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown_paths = [photos[name][0] for name in unknown]
     paths = [path for name in enrolled for path in photos[name]] + unknown_paths
 
-    pipeline = build_pipeline(args.embedder, args.device, args.threads)
+    pipeline = build_pipeline(args.embedder, args.device, args.threads, tta=not args.no_tta)
     cache = EmbeddingCache.for_pipeline(pipeline)
     table = embed_images(
         pipeline, lfw.images_dir, paths, cache, batch_size=args.batch_size, progress=not args.no_progress
@@ -181,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown_found = table.found[[table.index[path] for path in unknown_paths]]
     report: dict[str, Any] = {
         "embedder": pipeline.embedder_id,
+        "test_time_views": len(pipeline.embedder.views) if pipeline.config.test_time_augmentation else 1,
         "device": str(pipeline.device),
         "identities": len(enrolled),
         "unknowns": len(unknown),

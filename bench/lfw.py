@@ -279,11 +279,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     start = time.perf_counter()
     lfw = resolve_lfw(args.lfw_root)
-    pipeline = build_pipeline(args.embedder, args.device, args.threads)
+    pipeline = build_pipeline(args.embedder, args.device, args.threads, tta=not args.no_tta)
     cache = EmbeddingCache.for_pipeline(pipeline)
     progress = not args.no_progress
 
-    report: dict[str, Any] = {"embedder": pipeline.embedder_id, "device": str(pipeline.device)}
+    report: dict[str, Any] = {
+        "embedder": pipeline.embedder_id,
+        "device": str(pipeline.device),
+        "test_time_views": len(pipeline.embedder.views) if pipeline.config.test_time_augmentation else 1,
+    }
     report.update(
         evaluate_view2(pipeline, lfw, cache, limit=args.limit_pairs, batch_size=args.batch_size, progress=progress)
     )

@@ -114,6 +114,29 @@ def estimate_similarity(source: np.ndarray, target: np.ndarray, weights: np.ndar
     return matrix
 
 
+@dataclass(frozen=True)
+class View:
+    """A small perturbation of an aligned crop, for test-time augmentation.
+
+    The crop is rotated by `rotation_deg` and scaled by `scale` about its centre, shifted by
+    `shift_px` (x, y) and, when `flip` is set, mirrored left to right.
+    """
+
+    rotation_deg: float = 0.0
+    shift_px: tuple[float, float] = (0.0, 0.0)
+    scale: float = 1.0
+    flip: bool = False
+
+
+def perturb_alignment(matrix: np.ndarray, view: View, size: int) -> np.ndarray:
+    """Compose a (2, 3) image-to-crop matrix with the view's rotation, scale and shift."""
+    angle = np.deg2rad(view.rotation_deg)
+    centre = np.array([(size - 1) / 2, (size - 1) / 2])
+    linear = view.scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    offset = centre + np.asarray(view.shift_px, np.float64) - linear @ centre
+    return np.hstack([linear @ matrix[:, :2], (linear @ matrix[:, 2] + offset)[:, None]])
+
+
 def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a (2, 3) affine matrix to (N, 2) points."""
     return np.asarray(points, np.float64) @ matrix[:, :2].T + matrix[:, 2]
@@ -169,3 +192,15 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, template: AlignmentTemp
     """Cut the aligned (size, size, 3) uint8 crop of one face from its 5 landmarks."""
     matrix = estimate_similarity(landmarks, template.points, template.weights)
     return warp_face(image, matrix, template.size)
+
+
+def align_face_views(
+    image: np.ndarray, landmarks: np.ndarray, template: AlignmentTemplate, views: tuple[View, ...]
+) -> np.ndarray:
+    """Cut one crop per view of one face: (K, size, size, 3) uint8."""
+    matrix = estimate_similarity(landmarks, template.points, template.weights)
+    crops = []
+    for view in views:
+        crop = warp_face(image, perturb_alignment(matrix, view, template.size), template.size)
+        crops.append(crop[:, ::-1] if view.flip else crop)
+    return np.ascontiguousarray(np.stack(crops))

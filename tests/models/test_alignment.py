@@ -10,9 +10,12 @@ import pytest
 from models.alignment import (
     DLIB_CHIP_150,
     FACENET_160,
+    View,
     align_face,
+    align_face_views,
     estimate_similarity,
     invert_affine,
+    perturb_alignment,
     transform_points,
     warp_face,
 )
@@ -108,3 +111,31 @@ def test_warp_face_outside_image_is_black() -> None:
     image = np.full((50, 50, 3), 200, np.uint8)
     matrix = similarity_matrix(1.0, 0.0, -5000.0, -5000.0)
     assert not warp_face(image, matrix, 150).any()
+
+
+def test_perturb_alignment_identity_view_unchanged() -> None:
+    matrix = similarity_matrix(1.3, 12.0, 5.0, -3.0)
+    assert np.allclose(perturb_alignment(matrix, View(), 150), matrix)
+
+
+def test_perturb_alignment_rotates_about_centre() -> None:
+    identity = similarity_matrix(1.0, 0.0, 0.0, 0.0)
+    rotated = perturb_alignment(identity, View(rotation_deg=90.0), 151)
+    centre = np.array([[75.0, 75.0]])
+    assert np.allclose(transform_points(rotated, centre), centre)
+    assert np.allclose(transform_points(rotated, np.array([[85.0, 75.0]])), [[75.0, 85.0]])
+
+
+def test_perturb_alignment_shift_and_scale() -> None:
+    identity = similarity_matrix(1.0, 0.0, 0.0, 0.0)
+    moved = perturb_alignment(identity, View(shift_px=(2.0, -1.0), scale=2.0), 101)
+    assert np.allclose(transform_points(moved, np.array([[50.0, 50.0]])), [[52.0, 49.0]])
+    assert np.allclose(transform_points(moved, np.array([[60.0, 50.0]])), [[72.0, 49.0]])
+
+
+def test_align_face_views_flip_mirrors_crop() -> None:
+    landmarks = np.round(transform_points(similarity_matrix(1.0, 0.0, 120.0, 60.0), DLIB_CHIP_150.points))
+    image = dotted_image(landmarks)
+    views = align_face_views(image, landmarks, DLIB_CHIP_150, (View(), View(flip=True)))
+    assert views.shape == (2, 150, 150, 3)
+    assert np.array_equal(views[1], views[0][:, ::-1])

@@ -155,3 +155,27 @@ def test_cli_detect_reports_bad_file(faces_dir: Path, tmp_path: Path) -> None:
     assert completed.returncode == 1
     assert len(output["images"][0]["faces"]) == 6
     assert output["images"][1]["error"]["code"] == "unsupported-image-format"
+
+
+def test_pipeline_test_time_views_close_to_single_crop(pipeline: FacePipeline, faces_dir: Path) -> None:
+    from models.pipeline import PipelineConfig
+
+    single_crop = FacePipeline(PipelineConfig(device="cpu", test_time_augmentation=False))
+    image = load_image(lfw_photo(faces_dir, "Tony_Blair", 3))
+    averaged = pipeline.analyze(image).faces[0].embedding
+    plain = single_crop.analyze(image).faces[0].embedding
+    assert len(pipeline.embedder.views) == 4
+    assert abs(float(np.linalg.norm(averaged)) - 1.0) < 1e-5
+    assert 0.98 < float(averaged @ plain) < 0.99999
+
+
+def test_embed_views_rejects_wrong_shape(pipeline: FacePipeline) -> None:
+    with pytest.raises(ValueError, match="views of shape"):
+        pipeline.embedder.embed_views(np.zeros((2, 150, 150, 3), np.uint8))
+
+
+def test_embed_views_single_view_equals_embed(pipeline: FacePipeline) -> None:
+    crops = np.random.default_rng(1).integers(0, 256, (3, 150, 150, 3), dtype=np.uint8)
+    direct = pipeline.embedder.embed(crops)
+    through_views = pipeline.embedder.embed_views(crops[:, None])
+    assert np.allclose(direct, through_views, atol=1e-5)
