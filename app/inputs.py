@@ -216,6 +216,7 @@ def decode_base64_image(label: str, text: str, max_image_bytes: int) -> bytes:
             value=text[:100],
             hint="Download the image yourself and send its bytes (multipart file or base64).",
         )
+
     prefix = _DATA_URI_PATTERN.match(text)
     if prefix:
         text = text[prefix.end() :]
@@ -229,6 +230,8 @@ def decode_base64_image(label: str, text: str, max_image_bytes: int) -> bytes:
             value=f"{len(compact)} base64 characters",
             hint="Downscale or recompress the photo, or raise FACEGATE_MAX_IMAGE_BYTES.",
         )
+
+    # URL-safe alphabet to standard, and the padding that some encoders leave out.
     compact = compact.replace("-", "+").replace("_", "/")
     compact += "=" * (-len(compact) % 4)
     try:
@@ -240,6 +243,7 @@ def decode_base64_image(label: str, text: str, max_image_bytes: int) -> bytes:
             value=f"{len(text)} characters",
             hint="Send standard or URL-safe base64 of the image bytes.",
         ) from exc
+
     if not data:
         raise EmptyImageError(f"Image {label!r} decodes to 0 bytes.", value=0, hint="Send the base64 of the image.")
     if len(data) > max_image_bytes:

@@ -14,7 +14,7 @@ from PIL import Image
 
 @dataclass(frozen=True)
 class AlignmentTemplate:
-    """Where the 5 landmarks (MTCNN order) should land in an output crop of size x size px."""
+    """Target positions of the 5 landmarks (MTCNN order) in a size x size px output crop."""
 
     name: str
     size: int  # output side in px
@@ -30,9 +30,10 @@ class AlignmentTemplate:
 # padding=0.25) cuts for dlib's face recognition ResNet, over 996 LFW DevTrain photos
 # (`python -m bench.derive_templates`), each mapped through the exact similarity dlib used.
 # dlib places the chip from eye corners and the nose base, and MTCNN's mouth corners move with
-# expression, so the fit trusts the eyes most: on 50 held-out photos these weights cut the
-# mean displacement from dlib's chip from 4.8 to 2.7 px (descriptor cosine to dlib's own chip:
-# mean 0.9966, min 0.9885). The small mouth weight keeps a fallback when eyes are poorly found.
+# expression, so the fit trusts the eyes most. On 50 held-out photos these weights cut the
+# mean displacement from dlib's chip from 4.8 to 2.7 px, and the descriptor cosine to dlib's
+# own chip is 0.9966 on average (min 0.9885). The small mouth weight keeps a fallback when
+# the eyes are poorly found.
 DLIB_CHIP_150 = AlignmentTemplate(
     name="dlib-chip-150",
     size=150,
@@ -51,9 +52,9 @@ DLIB_CHIP_150 = AlignmentTemplate(
 
 # Mean MTCNN landmark positions inside facenet-pytorch's own crop for these weights (the MTCNN
 # box with a 14 px margin, resized to 160x160), over 999 LFW DevTrain photos.
-# NOTE: that crop squashes faces vertically (MTCNN boxes are 1.34x taller than wide) and a
-# similarity warp cannot; its effect on FaceNet accuracy is unmeasured, because the weights
-# cannot be fetched on the development machines.
+# NOTE: that crop squashes faces vertically (MTCNN boxes are 1.34x taller than wide), which a
+# similarity warp cannot do. The effect on FaceNet accuracy is unmeasured, because the
+# weights cannot be fetched on the development machines.
 FACENET_160 = AlignmentTemplate(
     name="facenet-160",
     size=160,
@@ -86,7 +87,8 @@ def estimate_similarity(source: np.ndarray, target: np.ndarray, weights: np.ndar
     """
     source = np.asarray(source, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
-    assert source.shape == target.shape and source.shape[0] >= 2, "need matching (N >= 2, 2) point sets"
+    assert source.shape == target.shape, f"point sets differ in shape: {source.shape} vs {target.shape}"
+    assert source.shape[0] >= 2, f"need at least 2 points, got {source.shape[0]}"
     weights = np.ones(len(source)) if weights is None else np.asarray(weights, dtype=np.float64)
     weights = weights / weights.sum()  # (N,)
 

@@ -182,7 +182,9 @@ class RecognitionService:
             array = np.asarray(embeddings, dtype=np.float64)
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an integer beyond float64
             raise InvalidInputError(
-                "embeddings must be two lists of numbers.", field="embeddings", hint=f"Send [[{dimension} floats], [{dimension} floats]]."
+                "Invalid embeddings: expected two lists of numbers.",
+                field="embeddings",
+                hint=f"Send [[{dimension} floats], [{dimension} floats]].",
             ) from exc
         if array.shape != (2, dimension):
             raise InvalidInputError(
