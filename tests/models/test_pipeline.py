@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -179,3 +180,23 @@ def test_embed_views_single_view_equals_embed(pipeline: FacePipeline) -> None:
     direct = pipeline.embedder.embed(crops)
     through_views = pipeline.embedder.embed_views(crops[:, None])
     assert np.allclose(direct, through_views, atol=1e-5)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_pipeline_exif_orientation_same_face(
+    pipeline: FacePipeline, faces_dir: Path, orientation: int
+) -> None:
+    from tests.models.test_imaging import STORED_FOR_ORIENTATION
+
+    upright = load_image(lfw_photo(faces_dir, "Colin_Powell", 1))
+    reference = pipeline.analyze(upright).faces[0]
+    stored = np.ascontiguousarray(STORED_FOR_ORIENTATION[orientation](upright))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+
+    # JPEG re-encoding of the turned pixels moves the box by a few px on a ~90 px face.
+    [face] = pipeline.analyze(decode_image(buffer.getvalue())).faces
+    assert np.allclose(face.bbox, reference.bbox, atol=6.0)
+    assert float(face.embedding @ reference.embedding) > 0.99
