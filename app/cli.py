@@ -61,12 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from app.main import create_app
     from app.settings import Settings
+    from models.pipeline import resolve_device
 
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as error:
+        for item in error.errors(include_url=False):
+            name = "FACEGATE_" + "_".join(str(part) for part in item["loc"]).upper()
+            print(f"error: invalid {name}={item.get('input')!r}: {item['msg']}", file=sys.stderr)
+        return 2
+    try:
+        resolve_device(settings.device)  # fail now, not with a server that can never be ready
+    except ValueError as error:
+        print(f"error: invalid FACEGATE_DEVICE: {error}", file=sys.stderr)
+        return 2
     logging.getLogger().setLevel(settings.log_level)
     uvicorn.run(
         create_app(settings),
@@ -117,13 +130,15 @@ def run_analyze(args: argparse.Namespace) -> int:
 def run_download(args: argparse.Namespace) -> int:
     from models import facenet
 
-    destination = facenet.download_weights(
-        url=args.url or facenet.WEIGHTS_URL,
-        destination=args.dest,
-        sha256=(args.sha256 or facenet.WEIGHTS_SHA256).lower(),
-        progress=facenet.print_progress,
-    )
-    sys.stderr.write("\n")
+    try:
+        destination = facenet.download_weights(
+            url=args.url or facenet.WEIGHTS_URL,
+            destination=args.dest,
+            sha256=(args.sha256 or facenet.WEIGHTS_SHA256).lower(),
+            progress=facenet.print_progress,
+        )
+    finally:
+        sys.stderr.write("\n")  # end the progress line before any message
     print(f"{args.model} weights verified and saved to {destination}")
     return 0
 

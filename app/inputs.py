@@ -144,7 +144,11 @@ async def _parse_request(
             f"{len(raw_images)} images sent; at most {max_images} are allowed per request.",
             field=image_fields[0],
             value=len(raw_images),
-            hint="Split the images over several requests, or raise FACEGATE_MAX_IMAGES_PER_REQUEST.",
+            hint=(
+                "Split the images over several requests, or raise FACEGATE_MAX_IMAGES_PER_REQUEST."
+                if max_images > 2
+                else f"This route takes at most {max_images} image(s) in the field {image_fields[0]!r}."
+            ),
         )
     if not raw_images and not allow_no_images:
         raise InvalidInputError(

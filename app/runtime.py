@@ -72,7 +72,7 @@ class Runtime:
             self.load_error = error
             logger.error("Start-up failed: %s", error)
         except Exception as error:  # any loader failure must leave /readyz explaining it
-            self.load_error = ModelNotReadyError(f"Start-up failed: {error}", hint="See the server log.")
+            self.load_error = ModelNotReadyError(f"{error}.", hint="See the server log for the traceback.")
             logger.exception("Start-up failed")
         finally:
             self._loaded.set()

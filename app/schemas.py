@@ -167,6 +167,7 @@ class RejectedImage(BaseModel):
     filename: str | None
     code: str
     reasons: list[str]
+    hint: str | None = None
 
 
 # identities

@@ -63,7 +63,7 @@ def load_facenet(weights: str | os.PathLike | None = None) -> InceptionResnetV1:
             hint=(
                 "Run `facegate models download facenet-vggface2` (add --url file:///path/to/"
                 f"{WEIGHTS_FILENAME} or an internal mirror on air-gapped sites), "
-                "or set FACEGATE_FACENET_WEIGHTS to the file."
+                "or point FACEGATE_EMBEDDER_WEIGHTS (the CLI's --weights) at the file."
             ),
         )
     try:

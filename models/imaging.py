@@ -259,7 +259,7 @@ def _unsupported_format_error(data: bytes) -> UnsupportedImageFormatError:
     return UnsupportedImageFormatError(
         f"Unsupported image format: the content is not {', '.join(SUPPORTED_FORMATS[:-1])} "
         f"or {SUPPORTED_FORMATS[-1]}.",
-        value=repr(head),
+        value=f"first bytes: {head.hex(' ')}",
         hint=hint,
     )
 

@@ -11,7 +11,13 @@ from typing import Any
 from pydantic import BaseModel
 
 
-def image_request_body(image_field: str, *, repeated: bool, options: type[BaseModel] | None = None) -> dict[str, Any]:
+def image_request_body(
+    image_field: str, *, repeated: bool, options: type[BaseModel] | None = None, embeddings: bool = False
+) -> dict[str, Any]:
+    """Describe a body of image files (multipart) or base64 strings (JSON) plus option fields.
+
+    With `embeddings`, the JSON body may carry two embeddings instead of the images.
+    """
     option_properties: dict[str, Any] = {}
     if options is not None:
         schema = options.model_json_schema()
@@ -34,13 +40,28 @@ def image_request_body(image_field: str, *, repeated: bool, options: type[BaseMo
                 "application/json": {
                     "schema": {
                         "type": "object",
-                        "required": [image_field],
-                        "properties": {image_field: json_image, **option_properties},
+                        "required": [] if embeddings else [image_field],
+                        "properties": {
+                            image_field: json_image,
+                            **(_EMBEDDINGS_PROPERTY if embeddings else {}),
+                            **option_properties,
+                        },
                     }
                 },
             },
         }
     }
+
+
+_EMBEDDINGS_PROPERTY = {
+    "embeddings": {
+        "type": "array",
+        "items": {"type": "array", "items": {"type": "number"}},
+        "minItems": 2,
+        "maxItems": 2,
+        "description": "Two embeddings from /embed, instead of images.",
+    }
+}
 
 
 def _as_form_fields(properties: dict[str, Any]) -> dict[str, Any]:

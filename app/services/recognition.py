@@ -169,7 +169,7 @@ class RecognitionService:
         for image in images:
             analysis = self.analyze(image, "/verify", embed=True, max_faces=1)
             if not analysis.faces:
-                raise NoFaceError(f"No face found in image {image.field!r}.", value=image.field, hint=_NO_FACE_HINT)
+                raise NoFaceError(f"No face found in the image sent as {image.field!r}.", value=image.field, hint=_NO_FACE_HINT)
             faces.append(analysis.faces[0])
         similarity = float(np.dot(faces[0].embedding, faces[1].embedding))
         return self._verdict(similarity, threshold, [face_summary(face) for face in faces])
@@ -242,6 +242,7 @@ class RecognitionService:
                         "filename": image.filename,
                         "code": error.code,
                         "reasons": getattr(error, "reasons", None) or [str(error.message)],
+                        "hint": error.hint,
                     }
                 )
                 continue
@@ -281,10 +282,10 @@ class RecognitionService:
     def _enrollable_face(self, image: ImageInput, options: EnrollOptions) -> Face:
         analysis = self.analyze(image, "/enroll", embed=True, keep_crops=True)
         if not analysis.faces:
-            raise NoFaceError(f"No face found in image {image.field!r}.", value=image.field, hint=_NO_FACE_HINT)
+            raise NoFaceError(f"No face found in the image sent as {image.field!r}.", value=image.field, hint=_NO_FACE_HINT)
         if len(analysis.faces) > 1 and options.face == "single":
             raise MultipleFacesError(
-                f"{len(analysis.faces)} faces found in image {image.field!r}; enrollment needs exactly one.",
+                f"{len(analysis.faces)} faces found in the image sent as {image.field!r}; enrollment needs exactly one.",
                 value=len(analysis.faces),
                 hint="Crop the photo to the person, or send face=largest to enroll the largest face.",
             )
@@ -294,4 +295,4 @@ class RecognitionService:
         return face
 
 
-_NO_FACE_HINT = "Send a photo where the face is visible, lit and at least 40 px wide."
+_NO_FACE_HINT = "Send a photo where the face is visible, lit and not turned away from the camera."

@@ -396,3 +396,10 @@ def test_detect_multiface_photo_largest_first(client: TestClient, faces_dir: Pat
     for face in faces:
         assert "embedding" not in face
         assert set(face) == {"box", "landmarks", "detection_score", "quality"}
+
+
+def test_verify_images_and_embeddings_rejected(client: TestClient, photo_dir: Path) -> None:
+    image = base64.b64encode(lfw_bytes(photo_dir, "Colin_Powell", 1)).decode()
+    response = client.post("/verify", json={"images": [image, image], "embeddings": [[1.0], [2.0]]})
+    assert_problem(response, 400, "invalid-input")
+    assert response.json()["field"] == "embeddings"

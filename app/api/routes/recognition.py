@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import ServiceDep
 from app.api.openapi import image_request_body
+from app.errors import InvalidInputError
 from app.inputs import ParsedRequest, parse_options, parse_request
 from app.schemas import (
     DetectResponse,
@@ -24,6 +25,8 @@ router = APIRouter(tags=["recognition"])
 
 PROBLEM_RESPONSES = {
     400: {"description": "Undecodable image, bad base64, a URL instead of an image"},
+    401: {"description": "API keys are configured and X-API-Key is missing"},
+    403: {"description": "X-API-Key does not match any configured key"},
     413: {"description": "Image or request too large"},
     415: {"description": "Unsupported image format or content type"},
     422: {"description": "Invalid option, no face, several faces or low quality"},
@@ -43,7 +46,11 @@ async def _single_image(request: Request, service: ServiceDep) -> ParsedRequest:
 @router.post(
     "/enroll",
     response_model=EnrollResponse,
-    responses=PROBLEM_RESPONSES,
+    responses={
+        201: {"model": EnrollResponse, "description": "A new identity was created with the faces"},
+        404: {"description": "identity_id does not exist"},
+        **PROBLEM_RESPONSES,
+    },
     openapi_extra=image_request_body("images", repeated=True, options=EnrollOptions),
 )
 async def enroll(request: Request, response: Response, service: ServiceDep) -> dict:
@@ -77,7 +84,7 @@ async def identify(request: Request, service: ServiceDep) -> dict:
     "/verify",
     response_model=VerifyResponse,
     responses=PROBLEM_RESPONSES,
-    openapi_extra=image_request_body("images", repeated=True, options=VerifyOptions),
+    openapi_extra=image_request_body("images", repeated=True, options=VerifyOptions, embeddings=True),
 )
 async def verify(request: Request, service: ServiceDep) -> dict:
     """Tell whether two photos (largest face of each), or two embeddings, show the same person."""
@@ -90,7 +97,13 @@ async def verify(request: Request, service: ServiceDep) -> dict:
     )
     embeddings = parsed.fields.pop("embeddings", None)
     options = parse_options(VerifyOptions, parsed.fields)
-    if embeddings is not None and not parsed.images:
+    if embeddings is not None and parsed.images:
+        raise InvalidInputError(
+            "Send either 'images' or 'embeddings' to /verify, not both.",
+            field="embeddings",
+            hint="Drop one of the two fields.",
+        )
+    if embeddings is not None:
         return await run_in_threadpool(service.verify_embeddings, embeddings, options.threshold)
     return await run_in_threadpool(service.verify_images, parsed.images, options.threshold)
 
