@@ -242,3 +242,12 @@ def test_probe_responses_json(client: TestClient, path: str) -> None:
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
+
+
+def test_docs_served_without_cdn(client: TestClient) -> None:
+    page = client.get("/docs")
+    script = client.get("/docs-static/swagger-ui-bundle.js")
+    assert page.status_code == 200
+    assert "/docs-static/swagger-ui-bundle.js" in page.text
+    assert "cdn." not in page.text
+    assert script.status_code == 200
