@@ -217,10 +217,14 @@ def install_error_handlers(app: FastAPI) -> None:
             for item in error.errors()
         ]
         first = errors[0] if errors else {"field": "", "message": "invalid request"}
+        if error.errors() and error.errors()[0].get("type") == "extra_forbidden":
+            detail = f"Unknown field {first['field']!r}: {first['message']}."
+        else:
+            detail = f"Invalid value for {first['field'] or 'the request'}: {first['message']}."
         return problem_response(
             422,
             "validation-error",
-            f"Invalid value for {first['field'] or 'the request'}: {first['message']}.",
+            detail,
             instance=request.url.path,
             code="validation-error",
             errors=errors,

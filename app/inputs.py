@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -277,9 +278,16 @@ def parse_options(model: type[OptionsModel], fields: dict[str, Any]) -> OptionsM
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
-        ) from exc
+        errors = []
+        for error in exc.errors(include_url=False):
+            if error["type"] == "extra_forbidden":
+                # A misspelt option: name the closest real one.
+                known = list(model.model_fields)
+                close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1)
+                suggestion = f"did you mean {close[0]!r}? " if close else ""
+                error = {**error, "msg": f"unknown option; {suggestion}valid options: {', '.join(known) or 'none'}"}
+            errors.append({**error, "loc": ("body", *error["loc"])})
+        raise RequestValidationError(errors) from exc
 
 
 class RequestSizeLimitMiddleware:

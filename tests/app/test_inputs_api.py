@@ -678,3 +678,10 @@ def test_enroll_rejection_lists_reason_per_image(client: TestClient, samples: Sa
 
 def test_unauthenticated_probe_unaffected_by_size_limit(small_limits_client: TestClient) -> None:
     assert small_limits_client.get("/healthz").status_code == 200
+
+
+def test_misspelt_option_suggests_name(client: TestClient, photo_dir: Path) -> None:
+    response = client.post("/identify?topk=3", files=multipart_images("image", lfw_bytes(photo_dir, "Colin_Powell", 1)))
+    body = assert_problem(response, 422, "validation-error")
+    assert "'topk'" in body["detail"]
+    assert "did you mean 'top_k'" in body["detail"]
