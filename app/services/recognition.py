@@ -269,9 +269,9 @@ class RecognitionService:
         )
         for item, record in zip(accepted, records):
             item["id"] = record.id
-        logger.info(
-            "Enrolled %d face(s) into identity %s (%d image(s) rejected)", len(records), identity.id, len(rejected)
-        )
+        if rejected:
+            # The store logs the enrollment itself; this adds what only the service knows.
+            logger.info("Rejected %d of %d image(s) for identity %s", len(rejected), len(images), identity.id)
         return {
             "identity": identity_summary(identity),
             "created": options.identity_id is None,
