@@ -1,4 +1,4 @@
-"""What one app instance holds: settings, metrics, and the models and gallery once loaded.
+"""Per-app runtime state: settings, metrics, and the models and gallery once loaded.
 
 Models load in a background thread at start-up, so /healthz responds at once and /readyz
 reports false until the pipeline is loaded and warmed up.

@@ -270,7 +270,7 @@ class RecognitionService:
         for item, record in zip(accepted, records):
             item["id"] = record.id
         if rejected:
-            # The store logs the enrollment itself; this adds what only the service knows.
+            # The store logs the enrollment itself; this line adds the rejected images.
             logger.info("Rejected %d of %d image(s) for identity %s", len(rejected), len(images), identity.id)
         return {
             "identity": identity_summary(identity),
