@@ -55,6 +55,12 @@ class LowQualityError(model_errors.FacegateError):
         self.reasons = reasons
 
 
+class DuplicateImageError(model_errors.FacegateError):
+    """The same photo (by SHA-256) is already enrolled for the identity."""
+
+    code = "duplicate-image"
+
+
 class EnrollmentRejectedError(model_errors.FacegateError):
     """Every image of an enrollment was rejected; `rejected` lists each image's reasons."""
 
@@ -120,6 +126,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int]] = [
     (MultipleFacesError, 422),
     (LowQualityError, 422),
     (EnrollmentRejectedError, 422),
+    (DuplicateImageError, 409),
     (AuthenticationError, 401),
     (ForbiddenError, 403),
     (ModelNotReadyError, 503),

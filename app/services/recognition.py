@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from app.errors import (
+    DuplicateImageError,
     EnrollmentRejectedError,
     InvalidInputError,
     LowQualityError,
@@ -226,14 +227,25 @@ class RecognitionService:
                 field="metadata",
                 hint="Change an existing identity's metadata with PATCH /identities/{id}.",
             )
+        # Photos already enrolled for this identity, or repeated in this request, would only
+        # add a copy of the same embedding, so they are rejected by their SHA-256.
+        seen_sha256: set[str] = set()
         if options.identity_id is not None:
             self.store.get_identity(options.identity_id)  # 404 before any model work
+            seen_sha256 = {face.image_sha256 for face in self.store.list_faces(options.identity_id)}
 
         new_faces: list[NewFace] = []
         accepted: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         for index, image in enumerate(images):
+            image_sha256 = hashlib.sha256(image.data).hexdigest()
             try:
+                if image_sha256 in seen_sha256:
+                    raise DuplicateImageError(
+                        f"The image sent as {image.field!r} is already enrolled for this identity.",
+                        value=image_sha256,
+                        hint="Send a different photo of the person.",
+                    )
                 face = self._enrollable_face(image, options)
             except FacegateError as error:
                 rejected.append(
@@ -246,11 +258,12 @@ class RecognitionService:
                     }
                 )
                 continue
+            seen_sha256.add(image_sha256)
             new_faces.append(
                 NewFace(
                     embedding=face.embedding,
                     quality=face.quality.to_dict(),
-                    image_sha256=hashlib.sha256(image.data).hexdigest(),
+                    image_sha256=image_sha256,
                     crop=face.crop if self.settings.store_crops else None,
                 )
             )

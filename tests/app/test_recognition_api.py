@@ -403,3 +403,19 @@ def test_verify_images_and_embeddings_rejected(client: TestClient, photo_dir: Pa
     response = client.post("/verify", json={"images": [image, image], "embeddings": [[1.0], [2.0]]})
     assert_problem(response, 400, "invalid-input")
     assert response.json()["field"] == "embeddings"
+
+
+def test_enroll_same_photo_twice_rejected(client: TestClient, photo_dir: Path) -> None:
+    photo = lfw_bytes(photo_dir, "Hugo_Chavez", 1)
+    other = lfw_bytes(photo_dir, "Hugo_Chavez", 2)
+    created = client.post("/enroll", data={"name": "Hugo Chavez"}, files=multipart_images("images", photo, photo))
+    identity_id = created.json()["identity"]["id"]
+    again = client.post("/enroll", data={"identity_id": identity_id}, files=multipart_images("images", photo, other))
+
+    assert created.status_code == 201
+    assert len(created.json()["faces_added"]) == 1
+    assert created.json()["rejected"][0]["code"] == "duplicate-image"
+    assert again.status_code == 200
+    assert [face["image_index"] for face in again.json()["faces_added"]] == [1]
+    assert again.json()["rejected"][0]["code"] == "duplicate-image"
+    assert again.json()["identity"]["face_count"] == 2
