@@ -369,7 +369,7 @@ def embed_images(
     JPEG file, reusing and filling the cache.
 
     Photos are decoded with load_image and run through FacePipeline.analyze_batch, as the
-    service runs them; no quality policy is applied, because the benchmark measures every
+    service runs them. No quality policy is applied, because the benchmark measures every
     detected face. Partial results are
     saved every SAVE_EVERY_S seconds and on exit (an interrupt included), so a rerun resumes.
     """

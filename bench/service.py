@@ -56,8 +56,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-LFW_DIR = REPO_ROOT / ".." / "shared" / "data" / "faces" / "lfw" / "lfw-deepfunneled"
+from bench.common import DEFAULT_LFW_ROOT, REPO_ROOT
+
+LFW_DIR = DEFAULT_LFW_ROOT / "lfw-deepfunneled"
 FACE_RECOGNITION_PIP = ".venv/bin/pip install --no-deps face_recognition==1.3.0"
 ENROLLED_IDENTITIES = 10
 MIN_PHOTOS_PER_IDENTITY = 6  # enrolled identities need spare photos to serve as probes

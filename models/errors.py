@@ -1,7 +1,7 @@
 """Typed errors raised by the face pipeline.
 
 Each error carries a stable `code` (used as the problem type by the service), the value at
-fault and a hint that says what to do. The service maps error classes to HTTP statuses, so
+fault and a hint with the fix. The service maps error classes to HTTP statuses, so
 callers never see an exception from inside Pillow or torch.
 """
 

@@ -3,7 +3,7 @@
 Request threads submit one image each. A single worker thread takes whatever is queued, up
 to `max_batch` images and waiting at most `max_wait_ms` after the first, and runs them as one
 `FacePipeline.analyze_batch` call. MTCNN and the embedder run one batched pass instead of
-several small ones, which raises throughput under concurrent load; a lone request waits at
+several small ones, which raises throughput under concurrent load. A lone request waits at
 most `max_wait_ms` more.
 """
 

@@ -39,7 +39,7 @@ def test_load_facenet_local_state_dict(weights_file: Path) -> None:
     assert output.shape == (2, 512)
 
 
-def test_load_facenet_missing_file_says_how_to_get_it(tmp_path: Path) -> None:
+def test_load_facenet_missing_file_hint(tmp_path: Path) -> None:
     with pytest.raises(ModelWeightsNotFoundError) as raised:
         load_facenet(tmp_path / "absent.pt")
     assert "facegate models download facenet-vggface2" in raised.value.hint
